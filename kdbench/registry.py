@@ -70,4 +70,4 @@ class Registry(Generic[T]):
         close = difflib.get_close_matches(name, self._factories, n=3, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         known = ", ".join(sorted(self._factories)) or "none"
-        return f"unknown {self.kind} '{name}'.{hint} Registered {self.kind}s: {known}."
+        return f"unknown {self.kind} '{name}'.{hint} Registered: {known}."
