@@ -13,8 +13,9 @@ class SliceSet:
 
     ``images`` is float32 ``(N, C, H, W)`` scaled to [0, 1]; ``labels`` is int64 ``(N, H, W)`` with
     values in ``0 .. len(class_names) - 1`` (0 is background). ``case_ids[i]`` names the source file
-    (a 2D slice file, or a 3D volume that several slices were cut from); metrics accumulate pixels per
-    case. ``patient_ids[i]`` is the split unit: all slices of one patient land on one side.
+    (a 2D slice file, or a 3D volume that several slices were cut from), and metrics accumulate
+    pixels per case. ``patient_ids[i]`` is the split unit: all slices of one patient land on one
+    side.
     """
 
     images: np.ndarray

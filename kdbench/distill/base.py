@@ -1,4 +1,4 @@
-"""Distillation strategy interface: what a strategy needs, which helper modules it owns, its loss."""
+"""Distillation strategy interface: the inputs a strategy reads, its helper modules, its loss."""
 
 from __future__ import annotations
 

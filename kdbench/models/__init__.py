@@ -17,7 +17,7 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def create_model(name: str, **kwargs: Any) -> SegmentationModel:
-    """Build the registered model ``name`` with keyword options (``in_channels``, ``num_classes``...)."""
+    """Build the registered model ``name`` with keyword options (``in_channels``, ...)."""
     return MODELS.create(name, **kwargs)
 
 

@@ -12,8 +12,8 @@ class SegmentationModel(nn.Module):
     """Segmentation network mapping ``(B, C_in, H, W)`` images to ``(B, K, H, W)`` class logits.
 
     Subclasses fill ``stage_modules``: stage name (``enc1``, ``bottleneck``, ``dec1``, ...) to the
-    dotted path of the submodule whose output is that stage's feature map. Feature-level distillation
-    pairs teacher and student stages by these names alone, never by module internals.
+    dotted path of the submodule whose output is that stage's feature map. Feature-level
+    distillation pairs teacher and student stages by these names alone, never by module internals.
     """
 
     stage_modules: dict[str, str] = {}
