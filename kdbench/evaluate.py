@@ -1,12 +1,14 @@
 """Per-case, per-structure IoU (Jaccard) and Dice for label maps.
 
 Counts accumulate over all pixels of a case (a 2D slice file, or every slice cut from one volume),
-scores are computed per case and structure, then averaged over cases. Empty cases follow the
-convention of MONAI's ``ignore_empty=True`` and of the Medical Segmentation Decathlon:
+scores are computed per case and structure, then averaged over cases. Empty cases:
 
 * a structure absent from both the ground truth and the prediction of a case is excluded from that
   case's scores (it is neither 1 nor 0);
 * a structure absent from the ground truth but predicted is a false positive: IoU and Dice are 0.
+
+This differs from MONAI's ``ignore_empty=True``, which drops every case whose ground truth is
+empty, so it cannot see false positives there.
 
 The headline ``mean_iou`` is the mean over foreground structures of each structure's case-averaged
 IoU; ``mean_dice`` likewise.

@@ -46,7 +46,7 @@ class Cell:
 
 @dataclass
 class RunSummary:
-    """What a run did: finished, skipped and failed cell ids, and where it wrote."""
+    """Outcome of a run: finished, skipped and failed cell ids, and the output folder."""
 
     output_dir: Path
     finished: list[str] = field(default_factory=list)
@@ -61,7 +61,7 @@ def expand_cells(config: MatrixConfig) -> list[Cell]:
     """Return the matrix's cells in execution order: teachers first, then students by seed.
 
     A strategy that needs no teacher (``none``) runs once per student and seed, not once per
-    teacher; its cell id has ``-`` in the teacher position.
+    teacher. Its cell id has ``-`` in the teacher position.
     """
     cells = []
     for teacher in config.teachers:
@@ -510,7 +510,7 @@ def save_checkpoint(
 ) -> str:
     """Write a student-only checkpoint atomically; return its sha256.
 
-    The file holds ``{"model", "model_options", "state_dict", "teacher", "kdbench"}``. The
+    The file contains ``{"model", "model_options", "state_dict", "teacher", "kdbench"}``. The
     teacher is referenced by path and hash, never embedded. Distillation adapters are never
     included.
     """
