@@ -68,6 +68,7 @@ def train_model(
         strategy.to(device).train()
         params += [p for p in strategy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    loop = _Loop(model, optimizer, settings, device, strategy, teacher, teacher_cache)
 
     train_idx = torch.as_tensor(split["train"], dtype=torch.long)
     images = torch.from_numpy(data.images)
@@ -79,19 +80,8 @@ def train_model(
     best_iou = -math.inf
     for epoch in range(1, settings.epochs + 1):
         epoch_start = time.perf_counter()
-        sums = _run_epoch(
-            model,
-            images,
-            labels,
-            train_idx,
-            settings,
-            optimizer,
-            generator,
-            strategy,
-            teacher,
-            teacher_cache,
-            device,
-        )
+        order = train_idx[torch.randperm(len(train_idx), generator=generator)]
+        sums = _run_epoch(loop, images, labels, order, generator)
         record = {"epoch": epoch, **sums, "val_mean_iou": None}
 
         if val_data is not None and len(val_data) and epoch % settings.val_every == 0:
@@ -116,22 +106,30 @@ def train_model(
     return result
 
 
+@dataclass
+class _Loop:
+    """What every training step of one run uses."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    settings: TrainSettings
+    device: str
+    strategy: object | None  # CombinedStrategy
+    teacher: torch.nn.Module | None
+    teacher_cache: object | None  # TeacherOutputCache
+
+
 def _run_epoch(
-    model,
-    images,
-    labels,
-    train_idx,
-    settings,
-    optimizer,
-    generator,
-    strategy,
-    teacher,
-    teacher_cache,
-    device,
+    loop: _Loop,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    order: torch.Tensor,
+    generator: torch.Generator,
 ) -> dict:
-    """Run one pass over the training split; return mean losses over its batches."""
-    order = train_idx[torch.randperm(len(train_idx), generator=generator)]
+    """Run one pass over the slices in ``order``; return mean losses over its batches."""
+    settings, strategy = loop.settings, loop.strategy
     student_stages = strategy.student_stages() if strategy is not None else []
+    distill = strategy is not None and len(strategy.terms) > 0
     totals = {"train_loss": 0.0, "train_sup_loss": 0.0, "train_kd_loss": 0.0}
     batches = 0
 
@@ -141,23 +139,23 @@ def _run_epoch(
         y = labels[idx]
         if settings.augment:
             x, y = _random_flips(x, y, generator)
-        x, y = x.to(device), y.to(device)
+        x, y = x.to(loop.device), y.to(loop.device)
 
         if student_stages:
-            logits, feats = model.forward_stages(x, student_stages)
+            logits, feats = loop.model.forward_stages(x, student_stages)
         else:
-            logits, feats = model(x), {}
+            logits, feats = loop.model(x), {}
         sup = supervised_loss(logits, y, settings.dice_weight)
         loss = settings.supervised_weight * sup
-        kd = torch.zeros((), device=device)
-        if strategy is not None and len(strategy.terms):
-            teacher_out = _teacher_outputs(strategy, teacher, teacher_cache, idx, x)
+        kd = torch.zeros((), device=loop.device)
+        if distill:
+            teacher_out = _teacher_outputs(strategy, loop.teacher, loop.teacher_cache, idx, x)
             kd = strategy(ModelOutputs(logits, feats), teacher_out, y)
             loss = loss + kd
 
-        optimizer.zero_grad(set_to_none=True)
+        loop.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        loop.optimizer.step()
 
         totals["train_loss"] += loss.item()
         totals["train_sup_loss"] += sup.item()
