@@ -57,6 +57,9 @@ ROW_COLUMNS = (
     "state_dict_bytes",
     "onnx_fp32_bytes",
     "onnx_int8_bytes",
+    "onnx_fp32_iou",
+    "onnx_fp16_iou",
+    "onnx_int8_iou",
     "latency_median_ms",
     "latency_p95_ms",
     "latency_device",
@@ -80,6 +83,16 @@ COST_COLUMNS = (
     "latency_p95_ms",
     "peak_memory_bytes",
 )
+
+
+# ONNX variants whose test-split mean IoU is averaged over seeds (``onnx_<variant>_iou``).
+ONNX_VARIANTS = ("fp32", "fp16", "int8")
+
+
+def _onnx_iou(cell: Mapping[str, Any], variant: str) -> float:
+    """Return the test mean IoU of one exported ONNX variant of a cell, NaN when not measured."""
+    record = ((cell.get("profile") or {}).get("onnx") or {}).get(variant) or {}
+    return _number(record.get("mean_iou"))
 
 
 def row_id_of(cell: Mapping[str, Any]) -> str:
@@ -204,6 +217,10 @@ def _summarize_group(row_id: str, members: Sequence[Mapping[str, Any]]) -> dict[
     row["latency_device"] = next(
         (cost["latency_device"] for cost in costs if cost["latency_device"]), None
     )
+
+    for variant in ONNX_VARIANTS:
+        scores = [_onnx_iou(c, variant) for c in ok]
+        row[f"onnx_{variant}_iou"] = summarize_seeds(scores).mean if scores else math.nan
 
     for name, values in _per_structure_iou(ok).items():
         row[f"{STRUCTURE_PREFIX}{name}"] = summarize_seeds(values).mean

@@ -87,7 +87,12 @@ def write_leaderboard_md(
 ) -> Path:
     """Write the rounded Markdown leaderboard, a per-structure table, failed cells and a legend."""
     ordered = sort_rows(rows)
-    sections = [f"# {title}\n", _main_table(ordered), _structure_table(ordered)]
+    sections = [
+        f"# {title}\n",
+        _main_table(ordered),
+        _structure_table(ordered),
+        _export_table(ordered),
+    ]
     failed = [row for row in ordered if row.get("error")]
     if failed:
         sections.append(_failed_list(failed))
@@ -153,6 +158,24 @@ def _main_cells(row: Mapping[str, Any]) -> list[str]:
         _times(row["size_ratio"]),
         _times(row["speedup"]),
     ]
+
+
+def _export_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Return the table of test IoU per exported ONNX variant, or "" when none was measured."""
+    columns = ("onnx_fp32_iou", "onnx_fp16_iou", "onnx_int8_iou")
+    measured = [r for r in rows if r["status"] == "ok" and any(not _missing(r[c]) for c in columns)]
+    if not measured:
+        return ""
+    header = ["Row", "PyTorch", "ONNX fp32", "ONNX fp16", "ONNX int8", "int8 − PyTorch"]
+    lines = ["## Mean IoU of the exported models (mean over seeds)\n", _md_line(header)]
+    lines.append(_md_line(["---"] * len(header)))
+    for row in measured:
+        loss = row["onnx_int8_iou"] - row["mean_iou"]
+        cells = [f"`{row['row_id']}`", _fixed(row["mean_iou"], 3)]
+        cells += [_fixed(row[c], 3) for c in columns]
+        cells.append("—" if _missing(loss) else f"{loss:+.3f}")
+        lines.append(_md_line(cells))
+    return "\n".join(lines) + "\n"
 
 
 def _structure_table(rows: Sequence[Mapping[str, Any]]) -> str:

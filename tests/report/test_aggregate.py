@@ -169,3 +169,21 @@ def test_aggregate_rows_config_hash_one_seed():
 
 def test_aggregate_rows_config_hash_three_seeds(rows):
     assert len(rows["-|cfpnet_m|none"]["config_hash"]) == 64
+
+
+def test_aggregate_rows_onnx_variant_iou_mean_over_seeds():
+    cells = []
+    for seed, int8_iou in enumerate([0.70, 0.74]):
+        cell = make_cell(seed=seed)
+        cell["profile"]["onnx"] = {
+            "fp32": {"mean_iou": 0.80},
+            "int8": {"mean_iou": int8_iou},
+            "fp16": {"mean_iou": None, "error": "export failed"},
+        }
+        cells.append(cell)
+
+    (row,) = aggregate_rows(cells)
+
+    assert row["onnx_fp32_iou"] == pytest.approx(0.80)
+    assert row["onnx_int8_iou"] == pytest.approx(0.72)
+    assert math.isnan(row["onnx_fp16_iou"])
