@@ -225,3 +225,41 @@ def test_run_adapters_never_reach_student_profile(tmp_path):
     assert hint["profile"]["macs"]["headline_gmacs"] == alone["profile"]["macs"]["headline_gmacs"]
     hint_bytes = hint["profile"]["sizes"]["state_dict_bytes"]
     assert hint_bytes == alone["profile"]["sizes"]["state_dict_bytes"]
+
+
+def test_cli_interrupted_run_resumes(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    matrix = write_matrix(tmp_path)
+    args = [
+        sys.executable,
+        "-m",
+        "kdbench",
+        "run",
+        str(matrix),
+        "--output",
+        str(out),
+        "--no-report",
+    ]
+    process = subprocess.Popen(
+        args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    teacher_file = out / "cells" / "teacher__tiny_unet__s0.json"
+    deadline = time.monotonic() + 300
+    while not teacher_file.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    teacher_bytes = teacher_file.read_bytes()
+
+    resumed = run_cli("run", str(matrix), "--output", str(out), "--no-report", cwd=tmp_path)
+
+    assert process.returncode == 130, stderr
+    assert "rerun the same command to resume" in stderr
+    assert json.loads(teacher_bytes)["status"] == "ok"
+    assert resumed.returncode == 0, resumed.stderr
+    assert "skipped (already done): 0" not in resumed.stderr
+    assert teacher_file.read_bytes() == teacher_bytes
+    assert len(list((out / "cells").glob("*.json"))) == 3
