@@ -26,6 +26,7 @@ from kdbench.errors import ConfigError, DataError, KdbenchError, UnknownNameErro
 from kdbench.evaluate import evaluate_model, evaluate_predictions, predict_labels
 from kdbench.models import create_model
 from kdbench.train import TrainSettings, train_model
+from kdbench.train.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -266,22 +267,25 @@ class Runner:
         from kdbench.distill import build_strategy  # late import keeps `kdbench list` light
 
         settings = self._settings(cell)
-        model = create_model(cell.model.model, **self._model_kwargs(cell.model))
         teacher_model = teacher_ref = None
         strategy = None
         cache = None
         loaded_from = None
+        if cell.strategy.uses_teacher:
+            teacher_model, teacher_path, teacher_sha = self._teacher(cell.teacher)
+            teacher_ref = {"checkpoint": _relative(teacher_path, self.out), "sha256": teacher_sha}
+
+        # Seed right before any weight is initialised (student, adapters), after the teacher is
+        # loaded, so that a cell's result does not depend on which cells ran earlier in this
+        # process. A resumed run therefore reproduces an uninterrupted one.
+        seed_everything(cell.seed, settings.deterministic)
+        model = create_model(cell.model.model, **self._model_kwargs(cell.model))
 
         if cell.role == "teacher" and cell.model.checkpoint:
             loaded_from = self._load_checkpoint_into(model, Path(cell.model.checkpoint))
             result = None
         else:
-            if cell.strategy.uses_teacher:
-                teacher_model, teacher_path, teacher_sha = self._teacher(cell.teacher)
-                teacher_ref = {
-                    "checkpoint": _relative(teacher_path, self.out),
-                    "sha256": teacher_sha,
-                }
+            if teacher_model is not None:
                 strategy = build_strategy(list(cell.strategy.terms))
                 size = self.config.data.image_size
                 strategy.setup(model.stage_channels(size), teacher_model.stage_channels(size))

@@ -263,3 +263,19 @@ def test_cli_interrupted_run_resumes(tmp_path):
     assert "skipped (already done): 0" not in resumed.stderr
     assert teacher_file.read_bytes() == teacher_bytes
     assert len(list((out / "cells").glob("*.json"))) == 3
+
+
+def test_run_resumed_equals_uninterrupted(tmp_path):
+    import torch
+
+    cfg = load_config(write_matrix(tmp_path))
+    Runner(cfg, tmp_path / "full").run()
+    only_first_two = lambda c: c.role == "teacher" or c.strategy.label == "none"  # noqa: E731
+    Runner(cfg, tmp_path / "resumed", only=only_first_two).run()
+    Runner(cfg, tmp_path / "resumed").run()
+
+    name = "checkpoints/tiny_unet__tiny_student__logit__s0.pt"
+    full = torch.load(tmp_path / "full" / name, weights_only=True)["state_dict"]
+    resumed = torch.load(tmp_path / "resumed" / name, weights_only=True)["state_dict"]
+    for key in full:
+        assert torch.equal(full[key], resumed[key]), key
