@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from kdbench.errors import KdbenchError
 
@@ -94,7 +95,7 @@ def run_command(
     if epochs is not None:
         cfg = _override_epochs(cfg, epochs)
     out = output or Path(cfg.run.output_dir)
-    console.print(f"kdbench run: matrix {cfg.source} -> {out}")
+    console.print(escape(f"kdbench run: matrix {cfg.source} -> {out}"), highlight=False)
 
     try:
         with RunProgress(console) as progress:
@@ -111,7 +112,7 @@ def run_command(
 
         result = build_report(out)
         for problem in result.problems:
-            console.print(f"[yellow]warning:[/yellow] {problem}")
+            console.print(f"[yellow]warning:[/yellow] {escape(problem)}")
         console.print(f"leaderboard: {out / 'leaderboard.md'}")
     if summary.failed:
         console.print(
@@ -161,5 +162,6 @@ def main() -> None:
     except KdbenchError as exc:
         if _state["debug"]:
             raise
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        # escape(): messages name keys such as [train], which rich would read as markup.
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -111,9 +111,9 @@ class Runner:
         summary = RunSummary(self.out)
         if self.config.run.threads:
             torch.set_num_threads(self.config.run.threads)
+        self._validate_names()
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "cells").mkdir(exist_ok=True)
-        self._validate_names()
         self._write_matrix_record()
         self._load_data()
 
@@ -157,6 +157,7 @@ class Runner:
         for kind in ("teachers", "students"):
             for i, spec in enumerate(getattr(self.config, kind)):
                 checks.append((f"{kind}[{i}].model", lambda spec=spec: MODELS.get(spec.model)))
+                checks.append((f"{kind}[{i}]", lambda spec=spec: self._check_model(spec)))
         for i, strategy in enumerate(self.config.strategies):
             terms = list(strategy.terms)
             checks.append(
@@ -169,6 +170,20 @@ class Runner:
                 raise UnknownNameError(f"{src}: {key}: {exc}") from None
             except ConfigError as exc:
                 raise ConfigError(f"{src}: {key}: {exc}") from None
+
+    def _check_model(self, spec: ModelSpec) -> None:
+        """Build the model once to reject unknown options and image sizes it cannot take."""
+        try:
+            model = create_model(spec.model, **spec.options)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid options {spec.options}: {exc}") from None
+        size = self.config.data.image_size
+        divisor = getattr(model, "size_divisor", 1)
+        if size % divisor:
+            raise ConfigError(
+                f"data.image_size = {size} is not a multiple of {divisor}, which model "
+                f"'{spec.model}' needs; use a multiple such as {size - size % divisor or divisor}"
+            )
 
     # --- data -------------------------------------------------------------------------------
 
@@ -355,9 +370,15 @@ class Runner:
         teacher_cell = f"teacher__{spec.label}__s{seed}"
         path = self.out / "checkpoints" / f"{teacher_cell}.pt"
         if not path.exists():
+            cell_file = self.out / "cells" / f"{teacher_cell}.json"
+            if cell_file.exists() and '"status": "failed"' in cell_file.read_text():
+                raise KdbenchError(
+                    f"teacher cell {teacher_cell} failed, so no student can learn from it; "
+                    f"read the error in {cell_file}, fix the cause and run again"
+                )
             raise KdbenchError(
                 f"teacher checkpoint {path} is missing although a student needs it; "
-                f"delete {self.out / 'cells' / (teacher_cell + '.json')} and run again"
+                f"delete {cell_file} and run again"
             )
         model = create_model(spec.model, **self._model_kwargs(spec))
         self._load_checkpoint_into(model, path)

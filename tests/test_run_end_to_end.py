@@ -279,3 +279,23 @@ def test_run_resumed_equals_uninterrupted(tmp_path):
     resumed = torch.load(tmp_path / "resumed" / name, weights_only=True)["state_dict"]
     for key in full:
         assert torch.equal(full[key], resumed[key]), key
+
+
+def test_cli_image_size_model_cannot_take_exits_2(tmp_path):
+    out = tmp_path / "out"
+    path = write_matrix(tmp_path, text=TINY.replace("image_size = 32", "image_size = 30"))
+
+    result = run_cli("run", str(path), "--output", str(out), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "data.image_size = 30 is not a multiple of 4" in result.stderr
+    assert not out.exists()
+
+
+def test_cli_unknown_key_message_keeps_table_name(tmp_path):
+    path = write_matrix(tmp_path, text=TINY.replace("epochs = 2", "epoch = 2"))
+
+    result = run_cli("run", str(path), "--output", str(tmp_path / "o"), cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "Allowed keys in [train]" in result.stderr

@@ -155,6 +155,12 @@ def profile_command(
     if checkpoint is None and model.endswith(".pt") and Path(model).is_file():
         checkpoint, name = Path(model), None
     net, label = build_model(name, checkpoint, channels, num_classes)
+    divisor = getattr(net, "size_divisor", 1)
+    if height % divisor or width % divisor:
+        raise ConfigError(
+            f"--input-size {input_size}: {label} needs a height and width that are multiples "
+            f"of {divisor}, e.g. 1x{channels}x256x256"
+        )
 
     # Imported here so that `kdbench --help` does not load fvcore, thop and onnxruntime.
     from kdbench.profile.profiler import ProfileOptions, profile_model

@@ -134,7 +134,7 @@ def _sections(profile: dict[str, Any]) -> list[Section]:
         ),
         (
             "Artifacts",
-            ["artifact", "bytes", "MiB", "max |onnx - torch|", "mean IoU", "error"],
+            ["artifact", "bytes", "MiB", "max abs(onnx - torch)", "mean IoU", "error"],
             artifacts,
         ),
         (

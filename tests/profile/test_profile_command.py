@@ -210,3 +210,17 @@ def test_profile_cli_prints_markdown():
     )
     assert result.exit_code == 0, result.output
     assert "### Latency" in result.output
+
+
+def test_profile_command_size_model_cannot_take_raises():
+    with pytest.raises(ConfigError, match="multiples of 8"):
+        profile_command("cfpnet_m", input_size="1x1x60x60", onnx=False, repeats=1)
+
+
+def test_render_profile_md_headers_match_columns(profile):
+    lines = render_profile(profile, "md").splitlines()
+    separators = [i for i, line in enumerate(lines) if line.startswith("| ---")]
+
+    assert separators
+    for i in separators:
+        assert lines[i - 1].count("|") == lines[i].count("|"), lines[i - 1]
