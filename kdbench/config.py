@@ -27,7 +27,7 @@ LABEL_PATTERN = re.compile(r"^[A-Za-z0-9_.+=-]+$")
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which dataset to load and how to split it."""
+    """Dataset choice, options and patient split."""
 
     dataset: str = "synthetic"  # dataset registry name
     image_size: int = 128  # slices are resized to image_size x image_size pixels
@@ -63,7 +63,7 @@ class StrategySpec:
 
 @dataclass(frozen=True)
 class ProfileConfig:
-    """What the profiler measures for every cell."""
+    """Profiler settings applied to every cell."""
 
     batch_sizes: tuple = (1, 8)  # latency batch sizes
     warmup: int = 3  # untimed runs before timing

@@ -6,7 +6,7 @@ from __future__ import annotations
 class KdbenchError(Exception):
     """Base class for errors caused by user input: a config value, a data file, a name.
 
-    The message must name the file, key or value at fault and say what to do next.
+    The message must name the file, key or value at fault and tell the user what to do next.
     """
 
 

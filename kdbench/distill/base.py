@@ -35,7 +35,7 @@ class Strategy(nn.Module):
         return []
 
     def needs_teacher_logits(self) -> bool:
-        """Whether this strategy reads the teacher's logits."""
+        """Return True when this strategy reads the teacher's logits."""
         return self.needs_teacher
 
     def setup(self, student_channels: dict[str, int], teacher_channels: dict[str, int]) -> None:

@@ -25,7 +25,10 @@ ProgressCallback = Callable[[dict], None]
 
 @dataclass
 class TrainResult:
-    """Outcome of one training run; ``state_dict`` holds the selected epoch's model weights only."""
+    """Outcome of one training run.
+
+    ``state_dict`` contains the selected epoch's model weights only.
+    """
 
     history: list[dict] = field(default_factory=list)
     state_dict: dict = field(default_factory=dict)
@@ -108,7 +111,7 @@ def train_model(
 
 @dataclass
 class _Loop:
-    """What every training step of one run uses."""
+    """Shared inputs of every training step of one run."""
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
